@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .paper import BACKGROUND, FOREGROUND
+from ..paper import BACKGROUND, FOREGROUND
 
 #: SHA-256 of the four decompressed IDX files (the originals, as torchvision uses them).
 MNIST_SHA256 = {
@@ -96,7 +96,8 @@ def _download(root: Path, split: str) -> None:
     try:
         MNIST(str(root), train=(split == "train"), download=True)
     except Exception as err:  # torchvision raises RuntimeError/URLError/OSError on no network
-        raise MNISTError(_missing_message(root, f"download failed: {err}")) from err
+        reason = " ".join(str(err).split())[:300]
+        raise MNISTError(_missing_message(root, f"download failed: {reason}")) from err
 
 
 def load_raw(split: str = "train", root: str | Path | None = None,
@@ -229,7 +230,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Small helpers the book's notebooks share: gluing numbers into the prose, a common
+setup cell, and Markdown tables computed from code.
+
+The book is built with Jupyter Book (myst-nb), where ``glue`` stores a value in the
+notebook's outputs so the text can show it with ``{glue:text}`name```. On Colab or a
+plain Jupyter install there is no myst-nb: ``glue`` then shows the value if asked to
+and otherwise does nothing, so every notebook runs unchanged everywhere.
+"""
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+try:  # myst-nb is part of the book's toolchain, not of the package's dependencies
+    from myst_nb import glue as _myst_glue
+except ImportError:  # pragma: no cover - depends on the environment
+    _myst_glue = None
+
+#: The first code cell of every notebook, for Colab and other fresh environments. The
+#: URL is the ``repository: url`` of ``_config.yml``; ``scripts/set_repo_url.py``
+#: rewrites both, and ``tests/test_book.py`` checks that they agree.
+INSTALL_CELL_TEMPLATE = """\
+# On Colab or any fresh environment: install this book's package if it is missing.
+try:
+    import lenet_utils
+except ImportError:
+    %pip install -q "git+{url}"
+"""
+
+
+def install_cell_source(url: str) -> str:
+    """The install cell for a repository at ``url`` (``https://github.com/OWNER/REPO``)."""
+    return INSTALL_CELL_TEMPLATE.format(url=url.rstrip("/")).rstrip("\n")
+
+
+#: Figure defaults shared by every chapter: sizes are set per figure, these fix the look.
+MATPLOTLIB_DEFAULTS = {
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "figure.figsize": (6.0, 3.5),
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.grid": False,
+    "image.interpolation": "nearest",
+    "image.cmap": "gray_r",
+}
+
+
+def _plain(value: Any) -> Any:
+    """0-d tensors and NumPy scalars as Python numbers, so the glued text is ``0.25``
+    and not ``tensor(0.2500)`` and format specs such as ``:.2f`` work on it."""
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        return item()
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def glue(name: str, value: Any, display: bool = False) -> Any:
+    """Store ``value`` under ``name`` for the book's ``{glue:text}`` roles; return it.
+
+    Without myst-nb (Colab) nothing is stored; ``display=True`` still shows the value.
+    Glue numbers and short strings, not figures: ``pytest --nbval`` skips plain PNG
+    outputs but would compare a glued figure's PNG bytes.
+    """
+    value = _plain(value)
+    if _myst_glue is not None:
+        _myst_glue(name, value, display=display)
+    elif display:
+        try:
+            from IPython.display import display as _display
+        except ImportError:  # pragma: no cover
+            print(value)
+        else:
+            _display(value)
+    return value
+
+
+def chapter_setup(seed: int = 0):
+    """Seed Python, NumPy and torch and set the book's matplotlib defaults.
+
+    Returns a ``torch.Generator`` seeded with ``seed`` for code that wants its own stream.
+    """
+    import matplotlib as mpl
+
+    from .runtime import seed_everything
+
+    mpl.rcParams.update(MATPLOTLIB_DEFAULTS)
+    return seed_everything(seed)
+
+
+def _cell(value: Any) -> str:
+    value = _plain(value)
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
+                   align: str | None = None):
+    """A Markdown table (an ``IPython.display.Markdown`` object, so a cell ending with
+    it renders as a table in Jupyter and in the book). Integers get thousands
+    separators. ``align`` is one character per column: ``l``, ``r`` or ``c``."""
+    from IPython.display import Markdown
+
+    headers = list(headers)
+    align = align or "l" + "r" * (len(headers) - 1)
+    if len(align) != len(headers):
+        raise ValueError(f"align has {len(align)} characters for {len(headers)} columns")
+    rule = {"l": ":--", "r": "--:", "c": ":-:"}
+    lines = ["| " + " | ".join(headers) + " |",
+             "|" + "|".join(rule[a] for a in align) + "|"]
+    for row in rows:
+        row = list(row)
+        if len(row) != len(headers):
+            raise ValueError(f"row {row!r} has {len(row)} cells for {len(headers)} columns")
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return Markdown("\n".join(lines))
