@@ -78,17 +78,19 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
     return value
 
 
-def chapter_setup(seed: int = 0):
+def chapter_setup(seed: int = 0) -> None:
     """Seed Python, NumPy and torch and set the book's matplotlib defaults.
 
-    Returns a ``torch.Generator`` seeded with ``seed`` for code that wants its own stream.
+    Returns nothing, so a cell may end with it without printing anything (a returned
+    object would be shown with its memory address, which changes from run to run).
+    Call it after ``%matplotlib inline``, which would otherwise reset some defaults.
     """
     import matplotlib as mpl
 
     from .runtime import seed_everything
 
     mpl.rcParams.update(MATPLOTLIB_DEFAULTS)
-    return seed_everything(seed)
+    seed_everything(seed)
 
 
 def _cell(value: Any) -> str:
