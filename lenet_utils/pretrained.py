@@ -9,6 +9,9 @@ from torch import nn
 from .checkpoint import CheckpointError, load_weights, read_checkpoint
 from .model import MODELS
 
+#: Shipped weights and the model class each holds.
+PRETRAINED = {"lenet5": "lenet5", "lenet5_distorted": "lenet5", "modern": "modern"}
+
 #: How the shipped weights were made (one command from a fixed seed).
 REPRODUCE_COMMAND = "python -m lenet_utils.reproduce --model {name}"
 
@@ -18,9 +21,10 @@ def weights_path(name: str):
 
 
 def load_pretrained(name: str = "lenet5", device: str | torch.device = "cpu") -> nn.Module:
-    """The trained ``"lenet5"`` (faithful) or ``"modern"`` network, in eval mode."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    """A trained network in eval mode: ``"lenet5"`` (faithful, as in the paper),
+    ``"lenet5_distorted"`` (the same, trained with distortions) or ``"modern"``."""
+    if name not in PRETRAINED:
+        raise ValueError(f"unknown pretrained model {name!r}; choose one of {sorted(PRETRAINED)}")
     path = weights_path(name)
     if not path.is_file():
         raise CheckpointError(f"no trained weights for {name!r} ship with this version of "
@@ -28,4 +32,5 @@ def load_pretrained(name: str = "lenet5", device: str | torch.device = "cpu") ->
                               + REPRODUCE_COMMAND.format(name=name))
     with resources.as_file(path) as file:
         payload = read_checkpoint(file)
-    return load_weights(MODELS[name](), payload, f"shipped weights {name!r}").to(device).eval()
+    model = MODELS[PRETRAINED[name]]()
+    return load_weights(model, payload, f"shipped weights {name!r}").to(device).eval()

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import load_weights, read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from .data import MNISTError, batches, load_mnist
 from .distort import random_affine
 from .losses import get_loss
@@ -41,6 +41,7 @@ class TrainConfig:
     mu: float = SDLM_MU
     hessian_samples: int = SDLM_HESSIAN_SAMPLES
     distort: float = 0.0             # probability that a training pattern is distorted
+    warmup: float = 0.0              # passes over which the rate ramps up linearly from 0
     seed: int = 0
 
     def resolved(self) -> "TrainConfig":
@@ -58,6 +59,10 @@ class TrainConfig:
         if isinstance(self.lr, (int, float)):
             return float(self.lr)
         return float(self.lr[min(epoch, len(self.lr) - 1)])
+
+    def warmup_factor(self, progress: float) -> float:
+        """Factor on the rate after ``progress`` passes (1 once warm-up is over)."""
+        return 1.0 if progress >= self.warmup else progress / self.warmup
 
 
 @dataclass
@@ -98,13 +103,30 @@ def predict_all(model: nn.Module, x: Tensor, batch_size: int = 5000) -> Tensor:
     return out
 
 
+def check_data(x: Tensor, y: Tensor, what: str = "evaluation data", classes: int = 10) -> None:
+    """Raise a ValueError/TypeError unless ``(x, y)`` is a non-empty labelled set."""
+    if len(x) != len(y):
+        raise ValueError(f"{what}: {len(x)} images but {len(y)} labels")
+    if len(x) == 0:
+        raise ValueError(f"{what} is empty (0 images): nothing to train on or evaluate")
+    if y.dtype != torch.int64 or y.dim() != 1:
+        raise TypeError(f"{what}: labels must be a 1-D int64 tensor of class indices, got "
+                        f"dtype {y.dtype} and shape {tuple(y.shape)}")
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= classes:
+        raise ValueError(f"{what}: labels must lie in 0..{classes - 1}, got values from {low} "
+                         f"to {high}")
+
+
 def error_rate(model: nn.Module, x: Tensor, y: Tensor) -> float:
     """Fraction of misclassified patterns."""
+    check_data(x, y)
     return float((predict_all(model, x) != y).float().mean())
 
 
 def confusion_matrix(model: nn.Module, x: Tensor, y: Tensor, classes: int = 10) -> Tensor:
     """(classes, classes) int64 counts: row = true label, column = prediction."""
+    check_data(x, y, classes=classes)
     pred = predict_all(model, x)
     return torch.bincount(y.cpu() * classes + pred.cpu(), minlength=classes * classes).view(classes, classes)
 
@@ -131,8 +153,9 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Cal
     """One pass over ``train``; returns (mean loss, on-the-fly error rate)."""
     x, y = train
     generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)  # resumable order
+    lr = config.lr_at(epoch)
     for group in optimizer.param_groups:
-        group["lr"] = config.lr_at(epoch)
+        group["lr"] = lr
     if isinstance(optimizer, SDLM):
         sample = torch.randperm(len(x), generator=generator)[:config.hessian_samples].to(x.device)
         optimizer.update_hessian(x[sample])
@@ -140,8 +163,11 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Cal
     total_loss = torch.zeros((), device=x.device)
     errors = torch.zeros((), dtype=torch.long, device=x.device)
     steps = -(-len(x) // config.batch_size)
-    for xb, yb in _progress(batches(x, y, config.batch_size, generator=generator), steps,
-                            progress, f"pass {epoch + 1}"):
+    for step, (xb, yb) in enumerate(_progress(batches(x, y, config.batch_size, generator=generator),
+                                              steps, progress, f"pass {epoch + 1}")):
+        if epoch < config.warmup:
+            for group in optimizer.param_groups:
+                group["lr"] = lr * config.warmup_factor(epoch + (step + 1) / steps)
         if config.distort:
             xb = random_affine(xb, generator, p=config.distort)
         out = model(xb)
@@ -165,12 +191,32 @@ def fit(model: nn.Module, train: Data, test: Data, config: TrainConfig | None = 
     order is a function of the seed and the pass number only).
     """
     config = (config or TrainConfig()).resolved()
+    for (x, y), what in ((train, "training set"), (test, "test set")):
+        check_data(x, y, what=what)
+        if hasattr(model, "check_input"):  # the whole set, once, before any training
+            try:
+                model.check_input(x)
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"{what}: {err}") from None
+    for name, cls in MODELS.items():
+        if type(model) is cls and name != config.model:
+            raise ValueError(f"the model is a {cls.__name__} but the config says "
+                             f"model={config.model!r}: use TrainConfig(model={name!r}, ...)")
     loss_fn = get_loss(config.loss)
     optimizer = make_optimizer(model, config)
     history = History(config)
     if resume and checkpoint and Path(checkpoint).is_file():
         payload = read_checkpoint(checkpoint)
         load_weights(model, payload, str(checkpoint))
+        if "optimizer" not in payload or "history" not in payload:
+            raise CheckpointError(f"{checkpoint} holds weights only, not a training run's "
+                                  "state (optimizer, history): it cannot be resumed")
+        saved = payload["history"]["config"]
+        changed = [k for k in ("optimizer", "loss", "batch_size") if saved.get(k) != getattr(config, k)]
+        if changed:
+            raise CheckpointError(f"{checkpoint} was trained with " + ", ".join(
+                f"{k}={saved.get(k)!r}" for k in changed) + "; resume with the same settings "
+                "(" + ", ".join(f"not {k}={getattr(config, k)!r}" for k in changed) + ")")
         optimizer.load_state_dict(payload["optimizer"])
         history = History.from_dict(payload["history"])
         history.config = config
@@ -208,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--optimizer", choices=["sdlm", "adam", "sgd"])
     p.add_argument("--lr", type=float, help="constant learning rate (default: the model's schedule)")
     p.add_argument("--distort", type=float, default=0.0, help="probability of distorting a pattern")
+    p.add_argument("--train-size", type=int, help="train on the first N patterns only (quick checks)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--root", default=None, help="MNIST data folder (default: ./data)")
     p.add_argument("--device", default="auto")
@@ -223,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     except MNISTError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if a.train_size:
+        train = (train[0][:a.train_size], train[1][:a.train_size])
     config = TrainConfig(model=a.model, epochs=a.epochs, batch_size=a.batch_size, loss=a.loss,
                          optimizer=a.optimizer, lr=a.lr, distort=a.distort, seed=a.seed)
     model = build_model(a.model, a.seed).to(device)

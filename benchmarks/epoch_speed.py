@@ -1,0 +1,118 @@
+"""Training speed: this project's resident-tensor pipeline against the usual tutorial one.
+
+    python benchmarks/epoch_speed.py [--root data] [--images 20000]
+
+Measures images per second of training steps (forward, loss, backward, update) and
+extrapolates to one 60,000-image epoch. "Tutorial" is the pipeline most PyTorch
+MNIST tutorials use: torchvision's MNIST dataset with per-sample PIL transforms
+(Pad, ToTensor, Normalize) and a DataLoader with batch 64, feeding the same model
+and optimizer. Both run in the same process, one after the other, on the same cores.
+Also: C3 as one masked convolution against 16 separate convolutions (Table I).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from lenet_utils.data import batches, default_root, load_mnist
+from lenet_utils.losses import get_loss
+from lenet_utils.paper import C3_TABLE
+from lenet_utils.train import TrainConfig, build_model, make_optimizer
+from lenet_utils.sdlm import SDLM
+
+
+def _steps(model, optimizer, loss_fn, pairs, limit: int) -> float:
+    """Images per second over at least ``limit`` images of ``pairs`` (after one warm-up batch)."""
+    seen, start = 0, None
+    for xb, yb in pairs:
+        loss = loss_fn(model(xb), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if start is None:  # the first batch pays one-time costs
+            start = time.perf_counter()
+            continue
+        seen += len(yb)
+        if seen >= limit:
+            break
+    return seen / (time.perf_counter() - start)
+
+
+def _setup(name: str, batch_size: int, x):
+    config = TrainConfig(model=name, batch_size=batch_size).resolved()
+    model = build_model(name, 0)
+    optimizer = make_optimizer(model, config)
+    if isinstance(optimizer, SDLM):
+        optimizer.update_hessian(x[:500])
+    return model, optimizer, get_loss(config.loss)
+
+
+def resident(name: str, batch_size: int, train, limit: int) -> float:
+    model, optimizer, loss_fn = _setup(name, batch_size, train[0])
+    pairs = batches(*train, batch_size, generator=torch.Generator().manual_seed(0))
+    return _steps(model, optimizer, loss_fn, pairs, limit)
+
+
+def tutorial(name: str, root, train, limit: int) -> float:
+    from torchvision import datasets, transforms
+
+    tf = transforms.Compose([transforms.Pad(2), transforms.ToTensor(),
+                             transforms.Normalize((0.1307,), (0.3081,))])
+    loader = torch.utils.data.DataLoader(datasets.MNIST(str(root), train=True, transform=tf),
+                                         batch_size=64, shuffle=True)
+    model, optimizer, loss_fn = _setup(name, 64, train[0])
+    return _steps(model, optimizer, loss_fn, iter(loader), limit)
+
+
+def c3_variants(batch: int = 256, reps: int = 20) -> tuple[float, float]:
+    """ms per forward+backward of C3: one masked dense conv vs one conv per output map."""
+    x = torch.randn(batch, 6, 14, 14)
+    w = torch.randn(16, 6, 5, 5, requires_grad=True)
+    mask = torch.zeros(16, 6, 1, 1)
+    for o, maps in enumerate(C3_TABLE):
+        mask[o, list(maps)] = 1
+    ws = [torch.randn(1, len(m), 5, 5, requires_grad=True) for m in C3_TABLE]
+
+    def masked():
+        return F.conv2d(x, w * mask)
+
+    def separate():
+        return torch.cat([F.conv2d(x[:, list(m)], wi) for m, wi in zip(C3_TABLE, ws)], 1)
+
+    out = []
+    for f in (masked, separate):
+        f().sum().backward()
+        start = time.perf_counter()
+        for _ in range(reps):
+            f().sum().backward()
+        out.append(1000 * (time.perf_counter() - start) / reps)
+    return out[0], out[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", default=None)
+    p.add_argument("--images", type=int, default=20_000, help="images timed per measurement")
+    p.add_argument("--batch-sizes", default="32,128,512")
+    a = p.parse_args()
+    root = a.root or default_root()
+    train = load_mnist("train", root)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {a.images:,} images per row\n")
+    print(f"{'model':<8}{'pipeline':<28}{'images/s':>10}{'s/epoch':>9}{'speed-up':>10}")
+    for name in ("lenet5", "modern"):
+        base = tutorial(name, root, train, a.images)
+        print(f"{name:<8}{'tutorial (PIL + DataLoader, 64)':<28}{base:>10,.0f}{60000 / base:>9.1f}{'1.0x':>10}")
+        for bs in map(int, a.batch_sizes.split(",")):
+            rate = resident(name, bs, train, a.images)
+            print(f"{name:<8}{f'resident tensors, batch {bs}':<28}{rate:>10,.0f}{60000 / rate:>9.1f}"
+                  f"{rate / base:>9.1f}x")
+    masked, separate = c3_variants()
+    print(f"\nC3 forward+backward, batch 256: masked dense conv {masked:.1f} ms, "
+          f"16 separate convs {separate:.1f} ms ({separate / masked:.1f}x)")
+
+
+if __name__ == "__main__":
+    main()
