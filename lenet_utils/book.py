@@ -58,12 +58,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def glue(name: str, value: Any, display: bool = False) -> Any:
-    """Store ``value`` under ``name`` for the book's ``{glue:text}`` roles; return it.
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Store ``value`` under ``name`` for the book's ``{glue:text}`` roles.
 
     Without myst-nb (Colab) nothing is stored; ``display=True`` still shows the value.
-    Glue numbers and short strings, not figures: ``pytest --nbval`` skips plain PNG
-    outputs but would compare a glued figure's PNG bytes.
+    Returns nothing, so a cell may end with it. Glue numbers (rounded to the digits the
+    text shows, so that last-bit differences between machines do not change the stored
+    output) and short strings, not figures: ``pytest --nbval`` skips plain PNG outputs
+    but would compare a glued figure's PNG bytes.
     """
     value = _plain(value)
     if _myst_glue is not None:
@@ -75,7 +77,6 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
             print(value)
         else:
             _display(value)
-    return value
 
 
 def chapter_setup(seed: int = 0) -> None:

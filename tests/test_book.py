@@ -132,6 +132,17 @@ def test_figures_shown_inline_everywhere(path):
             f"{_id(path)}: add `%matplotlib inline` to the setup cell"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_no_semicolon_to_hide_output(path):
+    """nbval runs cells with store_history=False, and IPython then ignores a final `;`:
+    the output hidden in the stored run reappears under test. Assign the value instead
+    (`fig = show_digits(...)`) or end a plotting cell with `plt.show()`."""
+    for i, cell in enumerate(c for c in _read(path).cells if c.cell_type == "code"):
+        lines = [ln for ln in cell.source.rstrip().splitlines() if ln.strip()]
+        assert not (lines and lines[-1].rstrip().endswith(";")), \
+            f"{_id(path)}: code cell {i} ends with `;`"
+
+
 def _cited_keys(text: str) -> set[str]:
     keys = set()
     for match in re.finditer(r"\{cite(?::[a-z]+)?\}`([^`]+)`", text):
