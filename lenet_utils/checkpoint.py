@@ -50,7 +50,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or damaged?): "
-                              f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
+                              f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a lenet_utils checkpoint (expected format {FORMAT!r})")
     if payload.get("model") not in MODELS:
@@ -65,7 +65,12 @@ def load_weights(model: nn.Module, payload: dict[str, Any], source: str = "check
         raise CheckpointError(f"{source} holds a {payload['model']!r} model, not {expected!r}: "
                               f"build {MODELS[payload['model']].__name__}() for it, or use "
                               "load_model(path)")
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{source}: its weights do not fit {type(model).__name__} (damaged "
+                              f"or from another version?): {str(err).splitlines()[-1].strip()[:300]}"
+                              ) from err
     return model
 
 

@@ -23,6 +23,8 @@ def check_targets(output: Tensor, target: Tensor) -> None:
         raise TypeError(f"labels must be int64 class indices, got dtype {target.dtype}")
     if target.shape != output.shape[:1]:
         raise ValueError(f"expected labels of shape ({output.shape[0]},), got {tuple(target.shape)}")
+    if output.shape[0] == 0:
+        raise ValueError("empty batch: the mean loss over no patterns is undefined")
     if target.numel() and (int(target.min()) < 0 or int(target.max()) >= output.shape[1]):
         raise ValueError(f"labels must lie in 0..{output.shape[1] - 1}, got values from "
                          f"{int(target.min())} to {int(target.max())}")

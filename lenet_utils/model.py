@@ -5,6 +5,8 @@ Both expose the layers under the paper's names (``C1, S2, C3, S4, C5, F6, output
 """
 from __future__ import annotations
 
+import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
 
@@ -43,11 +45,23 @@ def check_input(x: Tensor, spatial: tuple[int, int] | None = (32, 32)) -> None:
     if shape[0] == 0:
         raise ValueError("expected a batch of at least one image, got an empty batch of shape "
                          f"{shape}")
-    peak = float(x.detach().abs().max())
+    low, high = torch.stack(torch.aminmax(x.detach())).tolist()  # one device sync
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError("input contains NaN or infinite values; LeNet-5 expects the paper's "
+                         "scaling (background -0.1, ink 1.175) from "
+                         "lenet_utils.data.to_lenet_input(images)")
+    peak = max(-low, high)
     if peak > _MAX_PLAUSIBLE:
         raise ValueError(f"input values reach {peak:g}; LeNet-5 expects the paper's scaling "
                          "(background -0.1, ink 1.175). Raw 0..255 pixels? Use "
                          "lenet_utils.data.to_lenet_input(images)")
+    if low == 0.0 and 0.0 < high <= 1.0:
+        # A background of exactly 0 and ink up to 1: pixels divided by 255 (torchvision's
+        # ToTensor), which the model accepts but classifies worse than the paper's scaling.
+        warnings.warn("input looks like pixels scaled to 0..1 (background 0, ink up to "
+                      f"{high:g}); LeNet-5 expects the paper's scaling (background -0.1, ink "
+                      "1.175): use lenet_utils.data.to_lenet_input(images) on the raw uint8 "
+                      "digits", UserWarning, stacklevel=2)
 
 
 class _LeNet(nn.Module):
@@ -58,15 +72,26 @@ class _LeNet(nn.Module):
         for name in LAYER_NAMES:
             yield name, getattr(self, name)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def check_input(self, x: Tensor) -> None:
+        """:func:`check_input`, plus: ``x`` has this model's dtype and device."""
         check_input(x)
+        param = next(self.parameters())
+        if x.dtype != param.dtype:
+            raise TypeError(f"input dtype {x.dtype} differs from the model's {param.dtype}; "
+                            f"convert with x.to({param.dtype})")
+        if x.device != param.device:
+            raise ValueError(f"input is on {x.device} but the model is on {param.device}; "
+                             f"move it with x.to({str(param.device)!r})")
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
         for _, layer in self.layers():
             x = layer(x)
         return x.flatten(1)
 
     def activations(self, x: Tensor) -> OrderedDict[str, Tensor]:
         """Every layer's output for a batch ``x``, keyed ``input, C1, ..., F6, output``."""
-        check_input(x)
+        self.check_input(x)
         out = OrderedDict(input=x)
         for name, layer in self.layers():
             x = layer(x)

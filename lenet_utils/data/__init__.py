@@ -201,6 +201,9 @@ def import_mnist(source: str | Path, root: str | Path = "data") -> list[Path]:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, target / name)
+        except OSError as err:  # disk full, no permission: say so in one line, leave no .part
+            raise MNISTError(f"{target / name}: could not write ({err}); no partial file was "
+                             "left, free space or pick another --root and import again") from err
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
