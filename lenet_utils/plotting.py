@@ -136,3 +136,33 @@ def plot_history(epochs: Sequence[dict], paper_test: float | None = None,
     ax.set_xticks(passes)
     ax.legend()
     return ax.figure
+
+
+def show_kernel_table(weight: Tensor, title: str | None = None, size: float = 0.5) -> plt.Figure:
+    """Kernels (out, in, k, k) laid out like Table I: one row per *input* map and one
+    column per *output* map, on a shared symmetric scale; absent (all-zero) kernels are
+    left grey. Compact companion of :func:`plot_connection_table`."""
+    w = weight.detach().cpu()
+    out_maps, in_maps = w.shape[:2]
+    bound = float(w.abs().max()) or 1.0
+    fig, axes = plt.subplots(in_maps, out_maps, figsize=(size * out_maps + 0.6, size * in_maps + 0.6),
+                             squeeze=False, gridspec_kw={"wspace": 0.08, "hspace": 0.08})
+    for i in range(in_maps):
+        for o in range(out_maps):
+            ax = axes[i, o]
+            ax.set_xticks([]), ax.set_yticks([])
+            if torch.count_nonzero(w[o, i]):
+                ax.imshow(w[o, i], cmap="RdBu_r", vmin=-bound, vmax=bound)
+            else:
+                ax.set_facecolor("0.92")
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+            if i == in_maps - 1:
+                ax.set_xlabel(str(o), fontsize=8)
+            if o == 0:
+                ax.set_ylabel(str(i), fontsize=8, rotation=0, labelpad=8, va="center")
+    fig.supxlabel("output map", fontsize=9)
+    fig.supylabel("input map", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
