@@ -40,6 +40,7 @@ class TrainConfig:
     lr: Sequence[float] | float | None = None  # sdlm: the paper's schedule; adam: 1e-3
     mu: float = SDLM_MU
     hessian_samples: int = SDLM_HESSIAN_SAMPLES
+    hessian_every: int | None = None  # also re-estimate h every N updates (paper: once per pass)
     distort: float = 0.0             # probability that a training pattern is distorted
     warmup: float = 0.0              # passes over which the rate ramps up linearly from 0
     seed: int = 0
@@ -148,6 +149,11 @@ def _progress(iterable, total: int, enabled: bool, desc: str):
     return tqdm(iterable, total=total, desc=desc, leave=False)
 
 
+def _hessian_sample(x: Tensor, n: int, generator: torch.Generator) -> Tensor:
+    """``n`` random patterns of ``x`` for the SDLM curvature estimate."""
+    return x[torch.randperm(len(x), generator=generator)[:n].to(x.device)]
+
+
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
                 train: Data, config: TrainConfig, epoch: int, progress: bool = False) -> tuple[float, float]:
     """One pass over ``train``; returns (mean loss, on-the-fly error rate)."""
@@ -156,15 +162,17 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Cal
     lr = config.lr_at(epoch)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    if isinstance(optimizer, SDLM):
-        sample = torch.randperm(len(x), generator=generator)[:config.hessian_samples].to(x.device)
-        optimizer.update_hessian(x[sample])
+    sdlm = isinstance(optimizer, SDLM)
+    if sdlm:
+        optimizer.update_hessian(_hessian_sample(x, config.hessian_samples, generator))
     model.train()
     total_loss = torch.zeros((), device=x.device)
     errors = torch.zeros((), dtype=torch.long, device=x.device)
     steps = -(-len(x) // config.batch_size)
     for step, (xb, yb) in enumerate(_progress(batches(x, y, config.batch_size, generator=generator),
                                               steps, progress, f"pass {epoch + 1}")):
+        if sdlm and config.hessian_every and step and step % config.hessian_every == 0:
+            optimizer.update_hessian(_hessian_sample(x, config.hessian_samples, generator))
         if epoch < config.warmup:
             for group in optimizer.param_groups:
                 group["lr"] = lr * config.warmup_factor(epoch + (step + 1) / steps)
