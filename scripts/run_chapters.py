@@ -30,14 +30,31 @@ def default_notebooks() -> list[Path]:
     return intro + sorted((ROOT / "chapters").glob("*.ipynb"))
 
 
+def merge_streams(outputs: list) -> list:
+    """Join consecutive stdout (or stderr) chunks into one output. How a cell's printing
+    is split into messages varies from run to run; merged, a re-run that prints the same
+    text stores the same notebook (nbval merges them the same way before comparing)."""
+    merged: list = []
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged
+                and merged[-1].get("output_type") == "stream" and merged[-1].name == out.name):
+            merged[-1].text += out.text
+        else:
+            merged.append(out)
+    return merged
+
+
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Drop papermill's per-run metadata (timestamps, durations, paths)."""
+    """Drop papermill's per-run metadata (timestamps, durations, paths) and merge
+    split stream outputs."""
     nb.metadata.pop("papermill", None)
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
         if cell.metadata.get("tags") == []:
             del cell.metadata["tags"]
+        if cell.cell_type == "code":
+            cell.outputs = merge_streams(cell.outputs)
     return nb
 
 
