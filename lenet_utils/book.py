@@ -5,6 +5,22 @@ The book is built with Jupyter Book (myst-nb), where ``glue`` stores a value in 
 notebook's outputs so the text can show it with ``{glue:text}`name```. On Colab or a
 plain Jupyter install there is no myst-nb: ``glue`` then shows the value if asked to
 and otherwise does nothing, so every notebook runs unchanged everywhere.
+
+Writing a chapter so that ``pytest --nbval`` (strict) passes on a re-run:
+
+- nbval 0.11 compares, per cell, the text of stdout/stderr streams (consecutive chunks
+  merged) and every MIME type of display/result outputs except ``image/png`` and
+  ``image/jpeg``: so ``text/plain`` (``<Figure size 600x300 with 2 Axes>``),
+  ``text/markdown``, ``text/html``, SVG and glued values
+  (``application/papermill.record/text/plain``) must be identical. It ignores metadata
+  and execution counts. No sanitizing file is used: outputs are made deterministic.
+- Print and glue rounded numbers, never memory addresses, timings or progress bars.
+- Do not end a cell with ``;`` to hide its value: nbval runs cells with
+  ``store_history=False`` and IPython then ignores the semicolon. Assign the value
+  (``fig = show_digits(...)``) or end a plotting cell with ``plt.show()``.
+- Put ``%matplotlib inline`` in the setup cell (CI sets ``MPLBACKEND=Agg``, which would
+  otherwise silence every figure under nbval), then call :func:`chapter_setup`.
+- Refresh the stored outputs with ``python scripts/run_chapters.py chapters/NN_x.ipynb``.
 """
 from __future__ import annotations
 
