@@ -72,6 +72,7 @@ class SDLM(Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 self.state[p]["h"] = h[self._names[p]]
+                self.state[p]["denominator"] = h[self._names[p]] + group["mu"]
 
     def step_sizes(self) -> dict[str, Tensor]:
         """The per-pattern effective learning rate eta / (mu + h) of every parameter."""
@@ -94,9 +95,13 @@ class SDLM(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            scale = group["lr"] * group["batch_size"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                p.addcdiv_(p.grad, self._hessian(p) + group["mu"], value=-scale)
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            for p in params:
+                self._hessian(p)  # a clear error if update_hessian was never called
+            # One fused update of every tensor: p -= B * eta * grad / (mu + h).
+            torch._foreach_addcdiv_(params, [p.grad for p in params],
+                                    [self.state[p]["denominator"] for p in params],
+                                    value=-group["lr"] * group["batch_size"])
         return loss

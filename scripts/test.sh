@@ -6,5 +6,5 @@ export MPLBACKEND=Agg PYTHONHASHSEED=0
 
 python3 -m pytest tests -q
 if compgen -G "chapters/*.ipynb" > /dev/null; then
-  python3 -m pytest --nbval chapters -q
+  python3 -m pytest --nbval intro.ipynb chapters -q
 fi
