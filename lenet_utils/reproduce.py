@@ -12,6 +12,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from .checkpoint import save_checkpoint
 from .data import MNISTError, load_mnist
 from .paper import PAPER_LR_SCHEDULE
@@ -40,6 +42,10 @@ def reproduce(name: str, root=None, device: str = "auto", out: Path | None = Non
               progress: bool = False) -> Path:
     config = RECIPES[name]
     device = get_device(device)
+    if device.type == "cpu":
+        # One thread: floating-point sums then happen in one order whatever the number of
+        # cores, so the same command gives bit-identical weights on any machine like this one.
+        torch.set_num_threads(1)
     train, test = (load_mnist(s, root, device=device) for s in ("train", "test"))
     model = build_model(config.model, config.seed).to(device)
     start = time.perf_counter()

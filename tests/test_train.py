@@ -110,3 +110,24 @@ def test_device_auto_falls_back_to_cpu():
         assert get_device("auto").type in {"mps", "cpu"}
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             get_device("cuda")
+
+
+def test_warmup_ramps_the_rate_during_the_first_pass_only():
+    config = TrainConfig(warmup=1.0)
+    assert config.warmup_factor(0.25) == 0.25 and config.warmup_factor(1.0) == 1.0
+    assert config.warmup_factor(3.0) == 1.0
+    assert TrainConfig().warmup_factor(0.0) == 1.0  # no warm-up by default
+
+
+def test_hessian_is_re_estimated_every_n_updates(monkeypatch):
+    calls = []
+    original = SDLM.update_hessian
+    monkeypatch.setattr(SDLM, "update_hessian", lambda self, x: (calls.append(len(x)), original(self, x)))
+    torch.manual_seed(0)
+    x = torch.rand(640, 1, 32, 32) * 1.275 - 0.1
+    y = torch.randint(0, 10, (640,))
+    config = TrainConfig(epochs=1, batch_size=32, hessian_every=5, hessian_samples=100,
+                         lr=[1e-6])
+    fit(build_model("lenet5", 0), (x, y), (x[:64], y[:64]), config, progress=False, log=None)
+    # once before the pass (the paper), then after updates 5, 10 and 15 of 20
+    assert calls == [100, 100, 100, 100]
