@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -49,8 +51,18 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
+        # torch's UnpicklingError advises weights_only=False, which is wrong advice here
+        unpickling = isinstance(err, pickle.UnpicklingError)
+        if unpickling and "Unsupported global" in str(err):
+            raise CheckpointError(f"{path}: a PyTorch file holding Python objects other than "
+                                  "tensors and numbers: not a lenet_utils checkpoint") from err
+        if unpickling:
+            reason = ("its pickled content is damaged" if zipfile.is_zipfile(path)
+                      else "the content is not a PyTorch file")
+        else:
+            reason = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or damaged?): "
-                              f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}") from err
+                              f"{reason}") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a lenet_utils checkpoint (expected format {FORMAT!r})")
     if payload.get("model") not in MODELS:

@@ -284,7 +284,15 @@ def main(argv: list[str] | None = None) -> int:
                          optimizer=a.optimizer, lr=a.lr, distort=a.distort, seed=a.seed)
     model = build_model(a.model, a.seed).to(device)
     print(f"training {a.model} on {device} ({len(train[0]):,} patterns, batch {a.batch_size})")
-    fit(model, train, test, config, progress=not a.no_progress, checkpoint=a.out, resume=a.resume)
+    try:
+        fit(model, train, test, config, progress=not a.no_progress, checkpoint=a.out, resume=a.resume)
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        saved = f"; the last finished pass is in {a.out}: add --resume to continue" if a.out else ""
+        print(f"interrupted{saved}", file=sys.stderr)
+        return 130
     return 0
 
 

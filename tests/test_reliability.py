@@ -214,6 +214,28 @@ def test_foreign_files_are_not_taken_for_checkpoints(tmp_path):
         load_model(wrong_shapes)
     with pytest.raises(CheckpointError, match="no such checkpoint file"):
         load_model(tmp_path / "missing.pt")
+    pickled = tmp_path / "pickled_module.pt"
+    torch.save({"model": LeNet5()}, pickled)  # torch.save(model): not loadable safely
+    with pytest.raises(CheckpointError, match="Python objects other than tensors.*not a lenet_utils"):
+        load_model(pickled)
+    html = tmp_path / "page.pt"
+    html.write_text("<html>404</html>")
+    with pytest.raises(CheckpointError) as info:
+        load_model(html)
+    assert "not a PyTorch file" in str(info.value) and "weights_only" not in str(info.value)
+
+
+def test_training_cli_reports_a_damaged_checkpoint_in_one_line(mnist_root, tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "run.pt"
+    bad.write_bytes(b"garbage")
+    result = subprocess.run([sys.executable, "-m", "lenet_utils.train", "--root", str(mnist_root),
+                             "--epochs", "1", "--train-size", "32", "--no-progress", "--out", str(bad),
+                             "--resume"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"error: {bad}: not a readable checkpoint")
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
@@ -399,3 +421,31 @@ def test_resume_refuses_a_checkpoint_it_cannot_continue(small_mnist, tmp_path):
     with pytest.raises(CheckpointError, match="trained with optimizer='adam'"):
         fit(build_model("modern"), train, test, TrainConfig(model="modern", optimizer="sgd", epochs=2),
             progress=False, log=None, checkpoint=adam_run, resume=True)
+
+
+def test_training_cli_interrupted_says_how_to_resume(mnist_root, tmp_path):
+    """Ctrl-C during a run: the message names the checkpoint, which holds the last pass."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run.pt"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lenet_utils.train", "--root", str(mnist_root), "--epochs", "100",
+         "--train-size", "320", "--no-progress", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 240
+        while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert out.exists(), "no checkpoint written"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().endswith(f"interrupted; the last finished pass is in {out}: add --resume to continue")
+    assert read_checkpoint(out)["epoch"] >= 1
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]
