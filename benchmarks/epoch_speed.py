@@ -20,8 +20,11 @@ import torch.nn.functional as F
 from lenet_utils.data import batches, default_root, load_mnist
 from lenet_utils.losses import get_loss
 from lenet_utils.paper import C3_TABLE
-from lenet_utils.train import TrainConfig, build_model, make_optimizer
+from lenet_utils.checkpoint import read_checkpoint
+from lenet_utils.pretrained import weights_path
+from lenet_utils.reproduce import RECIPES
 from lenet_utils.sdlm import SDLM
+from lenet_utils.train import TrainConfig, build_model, make_optimizer, train_epoch
 
 
 def _steps(model, optimizer, loss_fn, pairs, limit: int) -> float:
@@ -92,6 +95,33 @@ def c3_variants(batch: int = 256, reps: int = 20) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def recipe_pass(name: str, train, images: int) -> float:
+    """Seconds per 60,000-pattern pass of a shipped recipe (SDLM with its periodic
+    Hessian re-estimates, warm-up and all), timed on its first ``images`` patterns."""
+    config = RECIPES[name]
+    model = build_model(config.model, 0)
+    optimizer = make_optimizer(model, config.resolved())
+    subset = (train[0][:images], train[1][:images])
+    start = time.perf_counter()
+    train_epoch(model, optimizer, get_loss(config.resolved().loss), subset, config.resolved(), 1)
+    return (time.perf_counter() - start) * 60000 / images
+
+
+def time_to_error(name: str, seconds_per_pass: float, target: float = 0.01) -> str:
+    """Passes the shipped run needed to reach ``target`` test error, and the time that
+    takes at the measured speed."""
+    path = weights_path(name)
+    if not path.is_file():
+        return f"{name}: no shipped weights"
+    epochs = read_checkpoint(path).get("history", {}).get("epochs", [])
+    hit = next((e["epoch"] for e in epochs if e["test_error"] <= target), None)
+    if hit is None:
+        best = min((e["test_error"] for e in epochs), default=float("nan"))
+        return f"{name}: never reached {100 * target:.2f}% (best {100 * best:.2f}%)"
+    return (f"{name}: test error <= {100 * target:.2f}% after pass {hit}, "
+            f"{hit * seconds_per_pass:.0f} s at {seconds_per_pass:.1f} s per pass")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default=None)
@@ -109,6 +139,11 @@ def main() -> None:
             rate = resident(name, bs, train, a.images)
             print(f"{name:<8}{f'resident tensors, batch {bs}':<28}{rate:>10,.0f}{60000 / rate:>9.1f}"
                   f"{rate / base:>9.1f}x")
+    print()
+    for name in ("lenet5", "modern"):
+        per_pass = recipe_pass(name, train, a.images)
+        print(f"shipped recipe {name}: {per_pass:.1f} s per pass of 60,000 (measured on {a.images:,})")
+        print("  " + time_to_error(name, per_pass))
     masked, separate = c3_variants()
     print(f"\nC3 forward+backward, batch 256: masked dense conv {masked:.1f} ms, "
           f"16 separate convs {separate:.1f} ms ({separate / masked:.1f}x)")

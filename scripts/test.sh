@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export MPLBACKEND=Agg PYTHONHASHSEED=0
 
-python3 -m pytest tests -q
+python3 -m pytest tests -q -rs
 if compgen -G "chapters/*.ipynb" > /dev/null; then
   python3 -m pytest --nbval intro.ipynb chapters -q
 fi
