@@ -51,7 +51,9 @@ class TrainConfig:
     hessian_samples: int = SDLM_HESSIAN_SAMPLES
     hessian_every: int | None = None  # sdlm: also re-estimate h every N updates (SDLM_HESSIAN_EVERY)
     distort: float = 0.0             # probability that a training pattern is distorted
-    warmup: float | None = None      # passes of linear warm-up (sdlm: SDLM_WARMUP, else 0)
+    # passes of linear warm-up (sdlm: SDLM_WARMUP, else 0). What matters is its length in
+    # updates (1,875 on the full set at batch 32): on a smaller set, raise it to match.
+    warmup: float | None = None
     seed: int = 0
 
     def resolved(self) -> "TrainConfig":
