@@ -64,6 +64,17 @@ def show_feature_maps(maps: Tensor, title: str | None = None, cols: int = 8,
                        vmax=bound, suptitle=title)
 
 
+def _draw_kernel(ax: plt.Axes, kernel: Tensor, bound: float, frame_absent: bool = True) -> None:
+    """One kernel on a symmetric colour scale; an all-zero (absent) kernel is drawn grey."""
+    ax.set_xticks([]), ax.set_yticks([])
+    if torch.count_nonzero(kernel):
+        ax.imshow(kernel, cmap="RdBu_r", vmin=-bound, vmax=bound)
+        return
+    ax.set_facecolor("0.92")
+    for spine in ax.spines.values():
+        spine.set_visible(frame_absent)
+
+
 def show_kernels(weight: Tensor, title: str | None = None, size: float = 0.9) -> plt.Figure:
     """Convolution kernels (out, in, k, k) as a grid: one row per output map; kernels
     that are all zero (absent connections) are left blank."""
@@ -74,11 +85,7 @@ def show_kernels(weight: Tensor, title: str | None = None, size: float = 0.9) ->
     for o in range(out_maps):
         for i in range(in_maps):
             ax = axes[o, i]
-            ax.set_xticks([]), ax.set_yticks([])
-            if torch.count_nonzero(w[o, i]):
-                ax.imshow(w[o, i], cmap="RdBu_r", vmin=-bound, vmax=bound)
-            else:
-                ax.set_facecolor("0.92")
+            _draw_kernel(ax, w[o, i], bound)
             if o == 0:
                 ax.set_title(f"in {i}", fontsize=7)
             if i == 0:
@@ -150,13 +157,7 @@ def show_kernel_table(weight: Tensor, title: str | None = None, size: float = 0.
     for i in range(in_maps):
         for o in range(out_maps):
             ax = axes[i, o]
-            ax.set_xticks([]), ax.set_yticks([])
-            if torch.count_nonzero(w[o, i]):
-                ax.imshow(w[o, i], cmap="RdBu_r", vmin=-bound, vmax=bound)
-            else:
-                ax.set_facecolor("0.92")
-                for spine in ax.spines.values():
-                    spine.set_visible(False)
+            _draw_kernel(ax, w[o, i], bound, frame_absent=False)
             if i == in_maps - 1:
                 ax.set_xlabel(str(o), fontsize=8)
             if o == 0:
