@@ -68,7 +68,8 @@ def test_sdlm_training_lowers_the_loss(mnist_train, mnist_test):
     x, y = mnist_train
     model = build_model("lenet5", 0)
     test = (mnist_test[0][:1000], mnist_test[1][:1000])
-    initial = float(map_loss(model(x[:3000]), y[:3000]))
+    with torch.no_grad():
+        initial = float(map_loss(model(x[:3000]), y[:3000]))
     history = fit(model, (x[:3000], y[:3000]), test,
                   # warm-up as long in updates as on the full set (20 x 94 = 1,875)
                   TrainConfig(epochs=2, batch_size=32, hessian_every=20, warmup=20), progress=False,
