@@ -6,17 +6,22 @@ Measures images per second of training steps (forward, loss, backward, update) a
 extrapolates to one 60,000-image epoch. "Tutorial" is the pipeline most PyTorch
 MNIST tutorials use: torchvision's MNIST dataset with per-sample PIL transforms
 (Pad, ToTensor, Normalize) and a DataLoader with batch 64, feeding the same model
-and optimizer. Both run in the same process, one after the other, on the same cores.
-Also: C3 as one masked convolution against 16 separate convolutions (Table I).
+(the reference layers) and optimizer. "Resident" rows keep MNIST in memory as
+tensors and slice batches from it; "fused" rows add lenet_utils.fused, the compiled
+CPU kernel for C1..S4 (lenet5 only). All rows run in the same process, one after the
+other, on the same cores. Also: C3 as one masked convolution against 16 separate
+convolutions (Table I).
 """
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
+from lenet_utils import fused
 from lenet_utils.data import batches, default_root, load_mnist
 from lenet_utils.losses import get_loss
 from lenet_utils.paper import C3_TABLE
@@ -24,14 +29,14 @@ from lenet_utils.checkpoint import read_checkpoint
 from lenet_utils.pretrained import weights_path
 from lenet_utils.reproduce import RECIPES
 from lenet_utils.sdlm import SDLM
-from lenet_utils.train import TrainConfig, build_model, make_optimizer, train_epoch
+from lenet_utils.train import TrainConfig, build_model, forward_fn, make_optimizer, train_epoch
 
 
-def _steps(model, optimizer, loss_fn, pairs, limit: int) -> float:
+def _steps(forward, optimizer, loss_fn, pairs, limit: int) -> float:
     """Images per second over at least ``limit`` images of ``pairs`` (after one warm-up batch)."""
     seen, start = 0, None
     for xb, yb in pairs:
-        loss = loss_fn(model(xb), yb)
+        loss = loss_fn(forward(xb), yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -53,10 +58,10 @@ def _setup(name: str, batch_size: int, x):
     return model, optimizer, get_loss(config.loss)
 
 
-def resident(name: str, batch_size: int, train, limit: int) -> float:
+def resident(name: str, batch_size: int, train, limit: int, engine: str = "torch") -> float:
     model, optimizer, loss_fn = _setup(name, batch_size, train[0])
     pairs = batches(*train, batch_size, generator=torch.Generator().manual_seed(0))
-    return _steps(model, optimizer, loss_fn, pairs, limit)
+    return _steps(forward_fn(model, engine), optimizer, loss_fn, pairs, limit)
 
 
 def tutorial(name: str, root, train, limit: int) -> float:
@@ -95,10 +100,10 @@ def c3_variants(batch: int = 256, reps: int = 20) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def recipe_pass(name: str, train, images: int) -> float:
+def recipe_pass(name: str, train, images: int, engine: str = "torch") -> float:
     """Seconds per 60,000-pattern pass of a shipped recipe (SDLM with its periodic
     Hessian re-estimates, warm-up and all), timed on its first ``images`` patterns."""
-    config = RECIPES[name]
+    config = replace(RECIPES[name], engine=engine)
     model = build_model(config.model, 0)
     optimizer = make_optimizer(model, config.resolved())
     subset = (train[0][:images], train[1][:images])
@@ -131,19 +136,26 @@ def main() -> None:
     root = a.root or default_root()
     train = load_mnist("train", root)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {a.images:,} images per row\n")
-    print(f"{'model':<8}{'pipeline':<28}{'images/s':>10}{'s/epoch':>9}{'speed-up':>10}")
+    engines = ["torch"] + (["fused"] if fused.available() else [])
+    if len(engines) == 1:
+        print("(no fused rows: lenet_utils.fused needs a C++ compiler)")
+    print(f"{'model':<8}{'pipeline':<36}{'images/s':>10}{'s/epoch':>9}{'speed-up':>10}")
     for name in ("lenet5", "modern"):
         base = tutorial(name, root, train, a.images)
-        print(f"{name:<8}{'tutorial (PIL + DataLoader, 64)':<28}{base:>10,.0f}{60000 / base:>9.1f}{'1.0x':>10}")
-        for bs in map(int, a.batch_sizes.split(",")):
-            rate = resident(name, bs, train, a.images)
-            print(f"{name:<8}{f'resident tensors, batch {bs}':<28}{rate:>10,.0f}{60000 / rate:>9.1f}"
-                  f"{rate / base:>9.1f}x")
+        print(f"{name:<8}{'tutorial (PIL + DataLoader, 64)':<36}{base:>10,.0f}{60000 / base:>9.1f}{'1.0x':>10}")
+        for engine in engines if name == "lenet5" else ["torch"]:
+            for bs in map(int, a.batch_sizes.split(",")):
+                rate = resident(name, bs, train, a.images, engine)
+                label = f"resident{' + fused kernel' if engine == 'fused' else ' tensors'}, batch {bs}"
+                print(f"{name:<8}{label:<36}{rate:>10,.0f}{60000 / rate:>9.1f}{rate / base:>9.1f}x")
     print()
     for name in ("lenet5", "modern"):
-        per_pass = recipe_pass(name, train, a.images)
-        print(f"shipped recipe {name}: {per_pass:.1f} s per pass of 60,000 (measured on {a.images:,})")
-        print("  " + time_to_error(name, per_pass))
+        for engine in engines if name == "lenet5" else ["torch"]:
+            per_pass = recipe_pass(name, train, a.images, engine)
+            print(f"shipped recipe {name}, engine {engine}: {per_pass:.1f} s per pass of 60,000 "
+                  f"(measured on {a.images:,})")
+            if engine == "torch":
+                print("  " + time_to_error(name, per_pass))
     masked, separate = c3_variants()
     print(f"\nC3 forward+backward, batch 256: masked dense conv {masked:.1f} ms, "
           f"16 separate convs {separate:.1f} ms ({separate / masked:.1f}x)")
