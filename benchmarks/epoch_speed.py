@@ -2,15 +2,12 @@
 
     python benchmarks/epoch_speed.py [--root data] [--images 20000]
 
-Measures images per second of training steps (forward, loss, backward, update) and
-extrapolates to one 60,000-image epoch. "Tutorial" is the pipeline most PyTorch
-MNIST tutorials use: torchvision's MNIST dataset with per-sample PIL transforms
-(Pad, ToTensor, Normalize) and a DataLoader with batch 64, feeding the same model
-(the reference layers) and optimizer. "Resident" rows keep MNIST in memory as
-tensors and slice batches from it; "fused" rows add lenet_utils.fused, the compiled
-CPU kernel for C1..S4 (lenet5 only). All rows run in the same process, one after the
-other, on the same cores. Also: C3 as one masked convolution against 16 separate
-convolutions (Table I).
+Measures images per second of training steps (lenet_utils.speed) and extrapolates to
+one 60,000-image epoch: the usual tutorial pipeline (PIL transforms + DataLoader, batch
+64, reference layers), MNIST resident as tensors, and resident + lenet_utils.fused (the
+compiled CPU kernel for C1..S4; lenet5 only). All rows run in the same process, one
+after the other, on the same cores. Also: C3 as one masked convolution against 16
+separate convolutions (Table I).
 """
 from __future__ import annotations
 
@@ -22,57 +19,14 @@ import torch
 import torch.nn.functional as F
 
 from lenet_utils import fused
-from lenet_utils.data import batches, default_root, load_mnist
+from lenet_utils.data import default_root, load_mnist
 from lenet_utils.losses import get_loss
 from lenet_utils.paper import C3_TABLE
 from lenet_utils.checkpoint import read_checkpoint
 from lenet_utils.pretrained import weights_path
 from lenet_utils.reproduce import RECIPES
-from lenet_utils.sdlm import SDLM
-from lenet_utils.train import TrainConfig, build_model, forward_fn, make_optimizer, train_epoch
-
-
-def _steps(forward, optimizer, loss_fn, pairs, limit: int) -> float:
-    """Images per second over at least ``limit`` images of ``pairs`` (after one warm-up batch)."""
-    seen, start = 0, None
-    for xb, yb in pairs:
-        loss = loss_fn(forward(xb), yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if start is None:  # the first batch pays one-time costs
-            start = time.perf_counter()
-            continue
-        seen += len(yb)
-        if seen >= limit:
-            break
-    return seen / (time.perf_counter() - start)
-
-
-def _setup(name: str, batch_size: int, x):
-    config = TrainConfig(model=name, batch_size=batch_size).resolved()
-    model = build_model(name, 0)
-    optimizer = make_optimizer(model, config)
-    if isinstance(optimizer, SDLM):
-        optimizer.update_hessian(x[:500])
-    return model, optimizer, get_loss(config.loss)
-
-
-def resident(name: str, batch_size: int, train, limit: int, engine: str = "torch") -> float:
-    model, optimizer, loss_fn = _setup(name, batch_size, train[0])
-    pairs = batches(*train, batch_size, generator=torch.Generator().manual_seed(0))
-    return _steps(forward_fn(model, engine), optimizer, loss_fn, pairs, limit)
-
-
-def tutorial(name: str, root, train, limit: int) -> float:
-    from torchvision import datasets, transforms
-
-    tf = transforms.Compose([transforms.Pad(2), transforms.ToTensor(),
-                             transforms.Normalize((0.1307,), (0.3081,))])
-    loader = torch.utils.data.DataLoader(datasets.MNIST(str(root), train=True, transform=tf),
-                                         batch_size=64, shuffle=True)
-    model, optimizer, loss_fn = _setup(name, 64, train[0])
-    return _steps(model, optimizer, loss_fn, iter(loader), limit)
+from lenet_utils.speed import resident_rate, tutorial_rate
+from lenet_utils.train import build_model, make_optimizer, train_epoch
 
 
 def c3_variants(batch: int = 256, reps: int = 20) -> tuple[float, float]:
@@ -141,11 +95,11 @@ def main() -> None:
         print("(no fused rows: lenet_utils.fused needs a C++ compiler)")
     print(f"{'model':<8}{'pipeline':<36}{'images/s':>10}{'s/epoch':>9}{'speed-up':>10}")
     for name in ("lenet5", "modern"):
-        base = tutorial(name, root, train, a.images)
+        base = tutorial_rate(name, root, train, a.images)
         print(f"{name:<8}{'tutorial (PIL + DataLoader, 64)':<36}{base:>10,.0f}{60000 / base:>9.1f}{'1.0x':>10}")
         for engine in engines if name == "lenet5" else ["torch"]:
             for bs in map(int, a.batch_sizes.split(",")):
-                rate = resident(name, bs, train, a.images, engine)
+                rate = resident_rate(name, bs, train, a.images, engine)
                 label = f"resident{' + fused kernel' if engine == 'fused' else ' tensors'}, batch {bs}"
                 print(f"{name:<8}{label:<36}{rate:>10,.0f}{60000 / rate:>9.1f}{rate / base:>9.1f}x")
     print()

@@ -143,3 +143,15 @@ def test_cli_rejects_the_fused_engine_for_the_modern_model(mnist_root):
     assert run.returncode == 1
     assert "Traceback" not in run.stderr
     assert "error:" in run.stderr and "engine" in run.stderr
+
+
+def test_speed_helpers_time_both_engines(mnist_train):
+    """Smoke test of what the benchmark and the speed chapter time (no timing asserted)."""
+    from lenet_utils.speed import milliseconds_by_kind, resident_rate
+
+    train = (mnist_train[0][:512], mnist_train[1][:512])
+    for engine in ["torch"] + (["fused"] if fused.available() else []):
+        assert resident_rate("lenet5", 64, train, 128, engine) > 0
+    model = LeNet5()
+    ms = milliseconds_by_kind(lambda: model(train[0][:32]).sum().backward(), calls=2)
+    assert ms["convolutions (C1, C3)"] > 0 and ms["squashing (tanh)"] > 0
