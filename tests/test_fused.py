@@ -97,8 +97,9 @@ def test_refuses_what_it_does_not_compute(mnist_test):
         fused.forward(LeNet5().double(), x.double())
     with pytest.raises(fused.FusedUnavailable, match="gradient with respect to the input"):
         fused.forward(LeNet5(), x.clone().requires_grad_())
-    with pytest.raises(ValueError, match="expected input of shape"):
-        fused.forward(LeNet5(), x[:, :, :28, :28])
+    for call in (fused.forward, fused.features):  # checked before the kernel reads memory
+        with pytest.raises(ValueError, match="expected input of shape"):
+            call(LeNet5(), x[:, :, :28, :28])
     with pytest.raises(ValueError, match="unknown engine 'gpu'"):
         forward_fn(LeNet5(), "gpu")
 
