@@ -107,7 +107,11 @@ def _build() -> Path:
 
 @functools.cache
 def _library() -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(_build()))
+    return _load(_build())
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
     p, i64, i32, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
     lib.lenet_features_forward.argtypes = [i64, i32, f32, f32, p, p, p, p, p]
     lib.lenet_features_backward.argtypes = [i64, i32, f32, f32, p, p, p, p, p]

@@ -156,3 +156,20 @@ def test_speed_helpers_time_both_engines(mnist_train):
     model = LeNet5()
     ms = milliseconds_by_kind(lambda: model(train[0][:32]).sum().backward(), calls=2)
     assert ms["convolutions (C1, C3)"] > 0 and ms["squashing (tanh)"] > 0
+
+
+@needs_kernel
+def test_the_portable_fallback_build_agrees(monkeypatch, tmp_path, mnist_test):
+    """Where a compiler lacks OpenMP or -march=native, the plain build (SSE2 on x86,
+    std::thread) is used: it must compute the same function."""
+    target = tmp_path / "plain.so"
+    assert fused._compile(fused._compiler(), fused.FLAGS, target) is None
+    monkeypatch.setattr(fused, "_library", lambda: fused._load(target))
+    model = load_pretrained("lenet5")
+    x, y = mnist_test[0][:37], mnist_test[1][:37]
+    with torch.no_grad():
+        assert torch.allclose(fused.features(model, x), model.activations(x)["S4"], atol=2e-5)
+    ref = _grads(model, model, x, y)
+    got = _grads(model, lambda t: fused.forward(model, t), x, y)
+    for name, g in ref.items():
+        assert torch.allclose(got[name], g, rtol=1e-4, atol=1e-4 * g.abs().max().item()), name
