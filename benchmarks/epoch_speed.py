@@ -90,21 +90,22 @@ def main() -> None:
     root = a.root or default_root()
     train = load_mnist("train", root)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {a.images:,} images per row\n")
-    engines = ["torch"] + (["fused"] if fused.available() else [])
-    if len(engines) == 1:
+    fast = ["fused"] if fused.available() else []
+    if not fast:
         print("(no fused rows: lenet_utils.fused needs a C++ compiler)")
+    engines = {"lenet5": ["torch", *fast], "modern": ["torch"]}  # fused: lenet5 only
     print(f"{'model':<8}{'pipeline':<36}{'images/s':>10}{'s/epoch':>9}{'speed-up':>10}")
     for name in ("lenet5", "modern"):
         base = tutorial_rate(name, root, train, a.images)
         print(f"{name:<8}{'tutorial (PIL + DataLoader, 64)':<36}{base:>10,.0f}{60000 / base:>9.1f}{'1.0x':>10}")
-        for engine in engines if name == "lenet5" else ["torch"]:
+        for engine in engines[name]:
             for bs in map(int, a.batch_sizes.split(",")):
                 rate = resident_rate(name, bs, train, a.images, engine)
                 label = f"resident{' + fused kernel' if engine == 'fused' else ' tensors'}, batch {bs}"
                 print(f"{name:<8}{label:<36}{rate:>10,.0f}{60000 / rate:>9.1f}{rate / base:>9.1f}x")
     print()
     for name in ("lenet5", "modern"):
-        for engine in engines if name == "lenet5" else ["torch"]:
+        for engine in engines[name]:
             per_pass = recipe_pass(name, train, a.images, engine)
             print(f"shipped recipe {name}, engine {engine}: {per_pass:.1f} s per pass of 60,000 "
                   f"(measured on {a.images:,})")

@@ -49,8 +49,9 @@ class FusedUnavailable(RuntimeError):
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("LENET_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lenet_utils"
-    return Path(root)
+    if os.environ.get("LENET_CACHE"):
+        return Path(os.environ["LENET_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lenet_utils"
 
 
 def _cpu_signature() -> str:
@@ -90,13 +91,15 @@ def _build() -> Path:
     compiler = _compiler()
     key = hashlib.sha256(SOURCE.read_bytes() + compiler.encode()
                          + _cpu_signature().encode()).hexdigest()[:16]
-    errors = ""
     # Best first; each fallback drops what some compilers lack (OpenMP on macOS's clang,
     # -march=native on some ARM compilers).
-    for variant, flags in (("omp", FLAGS + NATIVE + OPENMP), ("native", FLAGS + NATIVE), ("plain", FLAGS)):
-        target = _cache_dir() / f"lenet_features_{key}_{variant}.so"
-        if target.is_file():
-            return target
+    variants = [(_cache_dir() / f"lenet_features_{key}_{name}.so", flags) for name, flags in
+                (("omp", FLAGS + NATIVE + OPENMP), ("native", FLAGS + NATIVE), ("plain", FLAGS))]
+    cached = next((target for target, _ in variants if target.is_file()), None)
+    if cached:  # a fallback built earlier: do not retry the variants that failed then
+        return cached
+    errors = ""
+    for target, flags in variants:
         error = _compile(compiler, flags, target)
         if error is None:
             return target
